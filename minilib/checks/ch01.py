@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .core import check_function
+from .core import Verdict, check_function
 
 __all__ = ["check_merge", "check_encode"]
 
 
-def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+def reference_merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     """Replace every occurrence of `pair`, scanning left to right without overlaps."""
     out, i = [], 0
     while i < len(ids):
@@ -28,7 +28,7 @@ def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     return out
 
 
-def _train(text: str, n_merges: int) -> dict[tuple[int, int], int]:
+def reference_train(text: str, n_merges: int) -> dict[tuple[int, int], int]:
     """Learn up to `n_merges` merges on the raw UTF-8 bytes of `text` (ties: first seen)."""
     ids, merges = list(text.encode("utf-8")), {}
     for k in range(n_merges):
@@ -37,11 +37,11 @@ def _train(text: str, n_merges: int) -> dict[tuple[int, int], int]:
             break
         pair = max(counts, key=counts.get)
         merges[pair] = 256 + k
-        ids = _merge(ids, pair, 256 + k)
+        ids = reference_merge(ids, pair, 256 + k)
     return merges
 
 
-def _encode(text: str, merges: dict[tuple[int, int], int]) -> list[int]:
+def reference_encode(text: str, merges: dict[tuple[int, int], int]) -> list[int]:
     """Apply merges by rank: repeatedly merge the adjacent pair that was learned first."""
     ids = list(text.encode("utf-8"))
     while len(ids) >= 2:
@@ -49,11 +49,11 @@ def _encode(text: str, merges: dict[tuple[int, int], int]) -> list[int]:
         pair = min(pairs, key=lambda p: merges.get(p, float("inf")))
         if pair not in merges:
             break
-        ids = _merge(ids, pair, merges[pair])
+        ids = reference_merge(ids, pair, merges[pair])
     return ids
 
 
-def check_merge(merge) -> bool:
+def check_merge(merge) -> Verdict:
     """`merge(ids, pair, new_id) -> list[int]`: every non-overlapping occurrence, left to right."""
     cases = [
         ([1, 2, 3, 1, 2], (1, 2), 256),
@@ -65,20 +65,20 @@ def check_merge(merge) -> bool:
         ([104, 105, 104, 105, 33], (104, 105), 256),
         ([1, 2, 1, 2, 2, 1], (2, 1), 999),
     ]
-    return check_function("merge", merge, _merge, cases)
+    return check_function("merge", merge, reference_merge, cases)
 
 
 _TRAIN_TEXT = ("the cat sat on the mat. the cat ate the rat. " * 8
                + "Über café naïve — 東京 🙂 🙂 " * 3)
 
 
-def check_encode(encode) -> bool:
+def check_encode(encode) -> Verdict:
     """`encode(text, merges) -> list[int]`: UTF-8 bytes, then merges applied lowest id first."""
-    merges = _train(_TRAIN_TEXT, 40)
+    merges = reference_train(_TRAIN_TEXT, 40)
     # the same learned table, in a shuffled dict order: encode must follow ranks, not dict order
     shuffled = dict(sorted(merges.items(), key=lambda kv: (kv[1] * 7919) % 41))
     texts = ["the cat sat on the mat.", "", "a", "the rat ate the cat's hat",
              "café 🙂 東京", "xyz never seen", "thethethe"]
     # no merges at all: encode is just the UTF-8 bytes
     cases = [("hi", {})] + [(t, merges) for t in texts] + [("the cat sat on the mat.", shuffled)]
-    return check_function("encode", encode, _encode, cases)
+    return check_function("encode", encode, reference_encode, cases)
