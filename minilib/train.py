@@ -16,12 +16,12 @@ References
 - Data parallelism: PyTorch DistributedDataParallel (Li et al. 2020, arXiv:2006.15704); the
   gradient all-reduce averages over ranks, so N ranks with batch B equal one process with N·B.
 
-Mixed precision: `dtype="auto"` is bf16 autocast on CUDA and fp32 on CPU. On CPU the answer
-depends on the chip: on the 2-core AVX-512/AMX machine this course was developed on, bf16
-autocast made the base model's step 1.2-1.45x faster (14.4k vs 17-21k tokens/s; its bf16 matmul
-peak is 4x the fp32 one), but CPUs without native bf16 units emulate it (slower, not faster),
-and bf16 changes the numbers a run produces. "auto" therefore keeps fp32 on CPU, the
-portable and reproducible choice; pass dtype="bfloat16" to opt in
+Mixed precision: `dtype="auto"` is bf16 autocast on CUDA, and on CPU only when it is faster,
+measured: `cpu_bf16_is_faster()` times a training-sized matmul in both dtypes once per process.
+CPUs with native bf16 units (AVX-512 BF16 / AMX) run it several times faster — on the 2-core
+machine this course was developed on, the base model's step was 1.4-1.7x faster (14.9k vs 21k
+tokens/s at d_model 128) — while CPUs without them emulate bf16 and get slower. Pass
+dtype="float32" for bitwise-reproducible runs across machines, as the equivalence tests do
 (benchmarks/bench_train.py measures both on your machine).
 
 The pretraining stage itself (recipe, data, `get_base_model`, the torchrun entry point) lives in
@@ -31,6 +31,7 @@ minilib/checkpoint.py. Shapes: B batch, T sequence length, V vocabulary.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -66,7 +67,7 @@ class TrainConfig:
     eval_every: int = 50  # steps between validations; 0 = only at the end
     eval_steps: int = 10  # validation batches per evaluation
     ckpt_every: int = 0  # steps between checkpoints (with ckpt_dir); 0 = only at the end
-    dtype: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU (see the module doc)
+    dtype: str = "auto"  # "auto" = bf16 autocast on CUDA, and on CPU when measured faster
     compile: bool = False  # torch.compile the model (worth it on a GPU, slow to start on CPU)
     seed: int = 0
     log_every: int = 10  # steps between progress-bar / live-plot updates
@@ -177,7 +178,29 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
         return torch.bfloat16
     if cfg.dtype == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
+    if cfg.dtype == "auto" and device.type == "cpu" and cpu_bf16_is_faster():
+        return torch.bfloat16
     return None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_is_faster(margin: float = 0.8) -> bool:
+    """True when a (4096 x 256) @ (256 x 1024) matmul runs in bf16 in under `margin` of its fp32
+    time on this CPU (measured once per process, best of 5; ~0.1 s)."""
+    import time
+
+    def best(dtype: torch.dtype) -> float:
+        a = torch.randn(4096, 256, dtype=dtype)
+        b = torch.randn(256, 1024, dtype=dtype)
+        a @ b  # warm-up
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    return best(torch.bfloat16) < margin * best(torch.float32)
 
 
 def _to(batch, device):
@@ -379,8 +402,8 @@ class _nullcontext:
 # The course's pretraining recipe. Sized to train in about 3 minutes on 2 CPU cores (chapter 07
 # measures it); `get_base_model` rebuilds the stage whenever this dict changes.
 BASE_RECIPE: dict = {
-    "model": {"d_model": 128, "n_layer": 4, "n_head": 4, "n_kv_head": 2, "max_seq_len": 256},
-    "train": {"batch_size": 16, "seq_len": 256, "max_steps": 300, "lr": 3e-3, "min_lr": 3e-4,
+    "model": {"d_model": 192, "n_layer": 6, "n_head": 6, "n_kv_head": 2, "max_seq_len": 256},
+    "train": {"batch_size": 16, "seq_len": 256, "max_steps": 400, "lr": 3e-3, "min_lr": 3e-4,
               "warmup_steps": 20, "weight_decay": 0.1, "grad_clip": 1.0, "eval_every": 100,
               "eval_steps": 8, "seed": 0},
     "data": {"source": "world", "n_train": None, "seed": 0},

@@ -43,7 +43,7 @@ WORKER = textwrap.dedent(f"""
     model = MiniLLM(ModelConfig(**{TINY!r}))
     rows = rows_from_stream(torch.arange(64 * 17) % 61, 16)
     cfg = TrainConfig(batch_size={BATCH}, seq_len=16, max_steps={STEPS}, lr=1e-3, min_lr=1e-4,
-                      warmup_steps=1, eval_every=0, grad_accum=2)
+                      warmup_steps=1, eval_every=0, grad_accum=2, dtype="float32")
     batches = PackedBatches(rows, {BATCH}, seed=0, rank=rank, world_size=world)
     train(model, batches, cfg, device="cpu", plot=False, progress=False)
     if rank == 0:
@@ -82,7 +82,7 @@ def test_two_processes_equal_one_process_on_the_combined_batch(tmp_path):
     model = MiniLLM(ModelConfig(**TINY))
     rows = rows_from_stream(torch.arange(64 * 17) % 61, 16)
     cfg = TrainConfig(batch_size=2 * BATCH, seq_len=16, max_steps=STEPS, lr=1e-3, min_lr=1e-4,
-                      warmup_steps=1, eval_every=0, grad_accum=2)
+                      warmup_steps=1, eval_every=0, grad_accum=2, dtype="float32")
     train(model, PackedBatches(rows, 2 * BATCH, seed=0), cfg, device="cpu", plot=False,
           progress=False)
     ddp = load_file(str(out))

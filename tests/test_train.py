@@ -35,7 +35,7 @@ def tiny_rows(n=64, seq_len=16, seed=0):
 
 def cfg(**kw):
     base = dict(batch_size=4, seq_len=16, max_steps=6, lr=1e-2, min_lr=1e-3, warmup_steps=2,
-                eval_every=0, eval_steps=2, log_every=1)
+                eval_every=0, eval_steps=2, log_every=1, dtype="float32")
     return TrainConfig(**{**base, **kw})
 
 
