@@ -145,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.time()
         results[name] = STAGES[name](args.name, device)
         seconds[name] = time.time() - start
-        tqdm.write(f"\n== {name} ({seconds[name]:.0f} s)")
-        for k, v in results[name].items():
-            tqdm.write(f"   {k}: {v}")
+        lines = [f"\n== {name} ({seconds[name]:.0f} s)"]
+        lines += [f"   {k}: {v}" for k, v in results[name].items()]
+        tqdm.write("\n".join(lines))  # one write: the bar is redrawn once, not per line
     report = root / "report.md"
     write_report(report, results, seconds, device)
     print(f"\nreport card written to {report}")

@@ -5,7 +5,6 @@ exercise notebook runs in a fresh kernel with MINILIB_QUICK=1 (the documented sm
 so "Run All" on a notebook the learner has not touched is proven to reach the end.
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path

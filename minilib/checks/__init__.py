@@ -3,7 +3,6 @@
 Each chapter's checkers live in `chNN.py`; all are importable from `minilib.checks`.
 """
 
-from .core import Verdict, check_call, check_function, compare, failed, not_implemented, passed  # noqa: F401
 from .ch00 import *  # noqa: F401,F403
 from .ch01 import *  # noqa: F401,F403
 from .ch02 import *  # noqa: F401,F403
@@ -13,3 +12,4 @@ from .ch05 import *  # noqa: F401,F403
 from .ch06 import *  # noqa: F401,F403
 from .ch07 import *  # noqa: F401,F403
 from .ch08 import *  # noqa: F401,F403
+from .core import Verdict, check_call, check_function, compare, failed, not_implemented, passed  # noqa: F401
